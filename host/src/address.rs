@@ -51,6 +51,8 @@ pub enum AddressError {
     Password { address: String },
     #[error("address `{address}` has a fragment (`#…`), which no scheme uses")]
     Fragment { address: String },
+    #[error("address `{address}` has a `..` path segment; give the path without traversal")]
+    PathTraversal { address: String },
     #[error("address `{address}` has an invalid percent-encoding in its {part}")]
     BadEncoding { address: String, part: &'static str },
 }
@@ -82,6 +84,15 @@ impl Address {
         if !valid_scheme {
             let scheme = scheme.to_string();
             return Err(AddressError::BadScheme { address, scheme });
+        }
+
+        // URL parsing would silently fold `a/../b` (and `%2E%2E`) into `b`;
+        // an address that climbs out of a folder is refused instead.
+        let traverses = raw.split(['/', '?', '#']).any(|segment| {
+            percent_decode(segment).is_some_and(|s| s == ".." || s.eq_ignore_ascii_case("%2e%2e"))
+        });
+        if traverses {
+            return Err(AddressError::PathTraversal { address });
         }
 
         let url = Url::parse(raw).map_err(|e| AddressError::Malformed {
@@ -249,6 +260,10 @@ mod tests {
             ("ssh://h/%zz", "invalid percent-encoding in its path"),
             ("ssh://h/%ff", "invalid percent-encoding in its path"),
             ("ssh://h:99999", "not a valid URL"),
+            ("ssh://h/run/../etc/shadow", "`..` path segment"),
+            ("ssh://h/run/%2E%2E/x", "`..` path segment"),
+            ("ssh://h/run/%252E%252E/x", "`..` path segment"),
+            ("unix:///run/../x.sock", "`..` path segment"),
         ];
         for (raw, expected) in cases {
             let err = Address::parse(raw).unwrap_err().to_string();

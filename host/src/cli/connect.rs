@@ -78,7 +78,9 @@ async fn connect(
     let mut timings = Vec::new();
     let started = Instant::now();
 
-    let resolution = connectors.resolve(candidate)?;
+    // Plugins run synchronously (WASI's sync bindings drive their own
+    // futures), so they must not run on an async worker thread as it is.
+    let resolution = tokio::task::block_in_place(|| connectors.resolve(candidate))?;
     let opts = args.addr.dial_options(&resolution.spec, explicit)?;
     timings.push(("resolve", started.elapsed()));
 
@@ -102,8 +104,17 @@ async fn connect(
     timings.push(("dial", step.elapsed()));
 
     let step = Instant::now();
-    let info = client.info().await;
-    let info = with_stderr(info, &stderr, candidate)?;
+    let info = match client.info().await {
+        // Older daemons (Docker 20.10's embedded BuildKit) have no Info call.
+        Err(error) if error.status().map(|s| s.code()) == Some(tonic::Code::Unimplemented) => {
+            DaemonInfo {
+                version: "unknown (the daemon has no Control.Info)".into(),
+                revision: String::new(),
+                package: String::new(),
+            }
+        }
+        other => with_stderr(other, &stderr, candidate)?,
+    };
     timings.push(("info", step.elapsed()));
 
     let step = Instant::now();
@@ -210,7 +221,11 @@ fn print(args: &ConnectArgs, report: &Report, attempts: &[(String, String)]) -> 
         super::resolve::served_by_text(&report.resolution.served_by)
     );
     println!("dial       {}", report.resolution.spec);
-    println!("buildkit   {}", report.info);
+    if report.info.package.is_empty() {
+        println!("buildkit   {}", report.info.version);
+    } else {
+        println!("buildkit   {}", report.info);
+    }
     for worker in &report.workers {
         println!("worker     {} ({})", worker.id, worker.platforms.join(", "));
     }

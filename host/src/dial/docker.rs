@@ -380,8 +380,7 @@ struct Demux<S> {
     /// Where the current frame goes ([`STREAM_STDOUT`] or [`STREAM_STDERR`])
     /// and how much of it is left.
     frame: Option<(u8, usize)>,
-    /// Dropped at end of stream, which closes the tail.
-    stderr: Option<StderrWriter>,
+    stderr: StderrWriter,
 }
 
 const HEADER_LEN: usize = 8;
@@ -396,7 +395,7 @@ impl<S> Demux<S> {
             io,
             buffered: BytesMut::from(&leftover[..]),
             frame: None,
-            stderr: Some(stderr),
+            stderr,
         }
     }
 }
@@ -443,9 +442,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Demux<S> {
                         this.frame = (left > n).then_some((stream, left - n));
                         return Poll::Ready(Ok(()));
                     }
-                    if let Some(stderr) = &this.stderr {
-                        stderr.push(&this.buffered[..n]);
-                    }
+                    this.stderr.push(&this.buffered[..n]);
                     this.buffered.advance(n);
                     this.frame = (left > n).then_some((stream, left - n));
                     continue;
@@ -458,7 +455,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for Demux<S> {
             let mut chunk_buf = ReadBuf::new(&mut chunk);
             ready!(Pin::new(&mut this.io).poll_read(cx, &mut chunk_buf))?;
             if chunk_buf.filled().is_empty() {
-                this.stderr = None;
                 if this.frame.is_some() || !this.buffered.is_empty() {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -587,18 +583,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn demux_closes_the_stderr_tail_at_end_of_stream() {
-        let (tail, writer) = StderrTail::new();
-        let wire = VecDeque::from([frame(STREAM_STDERR, b"bye")]);
-        let mut demux = Demux::new(Pieces(wire), Bytes::new(), writer);
+    async fn exec_start_reply_is_accepted_as_101_or_200_keeping_early_stream_bytes() {
+        // The two heads Docker Engine 20.10 sends, with and without `Upgrade: tcp`.
+        let heads: [&[u8]; 2] = [
+            b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n\
+              Connection: Upgrade\r\nUpgrade: tcp\r\nApi-Version: 1.41\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n",
+        ];
+        for head in heads {
+            let mut wire = head.to_vec();
+            wire.extend(frame(STREAM_STDOUT, b"hi"));
+            let mut pieces = Pieces(wire.chunks(5).map(<[u8]>::to_vec).collect());
 
-        let mut out = Vec::new();
-        demux.read_to_end(&mut out).await.unwrap();
+            let reply = read_reply_head(&mut pieces).await.unwrap();
 
-        tokio::time::timeout(Duration::from_secs(5), tail.closed())
+            assert!(reply.status == 101 || reply.status == 200);
+            let mut stream = reply.rest.to_vec();
+            pieces.read_to_end(&mut stream).await.unwrap();
+            assert_eq!(stream, frame(STREAM_STDOUT, b"hi"));
+        }
+    }
+
+    #[tokio::test]
+    async fn exec_start_error_reply_gives_status_and_length() {
+        let wire = b"HTTP/1.1 409 Conflict\r\ncontent-length: 2\r\n\r\n{}".to_vec();
+
+        let reply = read_reply_head(&mut Pieces(VecDeque::from([wire])))
             .await
             .unwrap();
-        assert_eq!(tail.text(), "bye");
+
+        assert_eq!((reply.status, reply.content_length), (409, Some(2)));
+        assert_eq!(&reply.rest[..], b"{}");
     }
 
     #[test]
@@ -752,9 +767,6 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(30), read)
             .await
             .unwrap()
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(5), stderr.closed())
-            .await
             .unwrap();
 
         assert_eq!(out, b"out\n");

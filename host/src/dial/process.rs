@@ -6,16 +6,25 @@
 //! printed. The child must never outlive its stream: dropping the stream kills
 //! and reaps it.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::process::Stdio;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::oneshot;
+use tokio::time::Sleep;
 use tracing::{debug, trace};
 
 use super::{Connection, DialError, StderrTail};
+
+/// How long end of stream on stdout waits for the rest of stderr, so that the
+/// tail is complete when the caller sees the end (a grandchild may hold stderr
+/// open for longer).
+const STDERR_DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// Start `program` with `args` and the extra `env`, and join its stdio.
 pub(super) fn spawn(
@@ -41,8 +50,10 @@ pub(super) fn spawn(
         };
 
     let (tail, writer) = StderrTail::new();
+    let (stderr_drained, stderr_done) = oneshot::channel::<()>();
     let pid = child.id();
     tokio::spawn(async move {
+        let _drained = stderr_drained;
         let mut stderr = stderr;
         let mut chunk = [0u8; 4096];
         loop {
@@ -63,6 +74,8 @@ pub(super) fn spawn(
     let stream = ProcessStream {
         stdin: Some(stdin),
         stdout,
+        stderr_done: Some(stderr_done),
+        drain_deadline: None,
         child: Some(child),
     };
     Ok(Connection {
@@ -85,16 +98,38 @@ fn spawn_error(program: &str, source: io::Error) -> DialError {
 struct ProcessStream {
     stdin: Option<ChildStdin>,
     stdout: ChildStdout,
+    /// Resolves when the stderr reader has stopped; `None` once waited for.
+    stderr_done: Option<oneshot::Receiver<()>>,
+    /// Started at end of stdout: how long to wait for `stderr_done`.
+    drain_deadline: Option<Pin<Box<Sleep>>>,
     child: Option<Child>,
 }
 
 impl AsyncRead for ProcessStream {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdout).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.stdout).poll_read(cx, buf))?;
+        if buf.filled().len() > before || buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+
+        // End of stdout: hold it back until stderr is read to its end too.
+        if let Some(done) = &mut this.stderr_done {
+            let deadline = this
+                .drain_deadline
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(STDERR_DRAIN_WAIT)));
+            if Pin::new(done).poll(cx).is_pending() && deadline.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.stderr_done = None;
+            this.drain_deadline = None;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -227,20 +262,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn early_exit_reads_as_end_of_stream_with_stderr_kept() {
+    async fn early_exit_reads_as_end_of_stream_with_stderr_complete() {
         // `sh` is only the test's program here; the product never runs one.
         let spec = spawn_spec("sh", &["-c", "echo boom >&2; exit 3"]);
         let mut connection = dial(&spec, &DialOptions::default()).await.unwrap();
-        let stderr = connection.stderr.clone().unwrap();
 
         let mut out = Vec::new();
         connection.stream.read_to_end(&mut out).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), stderr.closed())
-            .await
-            .unwrap();
 
         assert!(out.is_empty());
-        assert_eq!(stderr.text(), "boom\n");
+        assert_eq!(connection.stderr.unwrap().text(), "boom\n");
+    }
+
+    #[tokio::test]
+    async fn end_of_stdout_waits_only_a_bounded_time_for_stderr() {
+        // stdout closes while `sleep` keeps stderr open.
+        let spec = spawn_spec("sh", &["-c", "echo boom >&2; exec >&-; exec sleep 600"]);
+        let mut connection = dial(&spec, &DialOptions::default()).await.unwrap();
+
+        let mut out = Vec::new();
+        let read = connection.stream.read_to_end(&mut out);
+        tokio::time::timeout(STDERR_DRAIN_WAIT * 5, read)
+            .await
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(connection.stderr.unwrap().text(), "boom\n");
     }
 
     #[tokio::test]
