@@ -619,6 +619,7 @@ mod tests {
     #[test]
     fn endpoints_parse_to_a_socket_path_or_host_and_port() {
         let parse = |endpoint| Endpoint::parse(endpoint).unwrap();
+        assert_eq!(DEFAULT_TCP_PORT, 2375, "Docker's own default");
 
         assert_eq!(
             parse("unix:///var/run/docker.sock"),

@@ -276,6 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn end_of_stdout_waits_only_a_bounded_time_for_stderr() {
+        assert_eq!(STDERR_DRAIN_WAIT, Duration::from_secs(1));
         // stdout closes while `sleep` keeps stderr open.
         let spec = spawn_spec("sh", &["-c", "echo boom >&2; exec >&-; exec sleep 600"]);
         let mut connection = dial(&spec, &DialOptions::default()).await.unwrap();

@@ -9,7 +9,8 @@
 //! - `log=KIB` writes that many KiB to stderr, then goes on;
 //! - `env=NAME`, `read=PATH`, `write=PATH` and `connect=HOST:PORT` try what
 //!   they say and stop with an `environment` error whose message reports the
-//!   outcome, so the test reads it on copa's stderr;
+//!   outcome, so the test reads it on copa's stderr; `climb=PATH` reads
+//!   `$COPA_PROBE_DIR/../PATH`, a path copa would refuse in an address;
 //! - `unix=PATH`, `tcp=HOST:PORT`, `spawn=PROGRAM` and `setenv=NAME` stop with
 //!   that dial spec (`setenv` spawns `buildctl` with `NAME=1`).
 //!
@@ -68,6 +69,7 @@ impl Guest for Probe {
                 "log" => log(number(key, value)?),
                 "env" => return Err(report(env(value))),
                 "read" => return Err(report(read(value))),
+                "climb" => return Err(report(climb(value))),
                 "write" => return Err(report(write(value))),
                 "connect" => return Err(report(connect(value))),
                 "unix" => return Ok(DialSpec::Unix(value.clone())),
@@ -148,6 +150,14 @@ fn read(path: &str) -> String {
     match std::io::BufReader::new(file).read_line(&mut line) {
         Ok(_) => format!("read `{path}`: `{}`", line.trim_end()),
         Err(error) => format!("cannot read `{path}`: {error}"),
+    }
+}
+
+/// Reads `path` relative to the parent of the granted folder.
+fn climb(path: &str) -> String {
+    match std::env::var(DIR_VAR) {
+        Ok(dir) => read(&format!("{dir}/../{path}")),
+        Err(_) => format!("`{DIR_VAR}` is unset"),
     }
 }
 
