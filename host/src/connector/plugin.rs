@@ -16,7 +16,6 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::policy::Policy;
@@ -36,8 +35,9 @@ use bindings::copa::connector::types as wit;
 /// How often the engine's epoch advances; plugin deadlines are counted in these.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// How much of a plugin's stderr is kept for debug logs.
-const STDERR_CAPACITY: usize = 16 * 1024;
+/// At most this many linear memories per plugin instance (their sizes count
+/// together against the memory limit).
+const MAX_MEMORIES: usize = 4;
 
 /// What a plugin says it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -146,25 +146,33 @@ impl WasiView for CallState {
     }
 }
 
-/// Refuses memory growth past a limit and remembers that it did, so the trap
-/// that follows in the guest can be reported as what it is.
+/// Refuses memory growth past a limit, counting all of an instance's memories
+/// together, and remembers that it did, so the trap that follows in the guest
+/// can be reported as what it is.
 struct MemoryLimiter {
     limit: usize,
+    used: usize,
     refused: bool,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+        let total = self.used.saturating_add(desired.saturating_sub(current));
+        if total > self.limit {
             self.refused = true;
             return Ok(false);
         }
+        self.used = total;
         Ok(true)
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 
     fn table_growing(
@@ -198,6 +206,9 @@ impl Runtime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // A trap is reported by its cause; wasm backtraces mean nothing to
+        // the user and span many lines.
+        config.wasm_backtrace(false);
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);
@@ -329,8 +340,12 @@ impl Runtime {
         policy: &Policy,
     ) -> Result<(Store<CallState>, bindings::Plugin), PluginError> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stderr(MemoryOutputPipe::new(STDERR_CAPACITY))
-            .allow_tcp(false)
+        // A plugin's stderr is discarded, except with `--debug`, when it is
+        // passed through so plugin authors can see what their code printed.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            wasi.inherit_stderr();
+        }
+        wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         for (name, value) in &grants.env {
@@ -348,6 +363,7 @@ impl Runtime {
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 limit: policy.memory_limit(),
+                used: 0,
                 refused: false,
             },
         };
@@ -402,10 +418,15 @@ fn classify(
             deadline: policy.call_deadline(),
         };
     }
+    tracing::debug!(plugin = %plugin, call, error = ?error, "plugin trapped");
+    let source: BoxError = match error.downcast_ref::<Trap>() {
+        Some(trap) => Box::new(*trap),
+        None => boxed(error),
+    };
     PluginError::Trap {
         plugin,
         call,
-        source: boxed(error),
+        source,
     }
 }
 
