@@ -470,4 +470,5 @@ up_podman_container
 up_nerdctl_container
 up_buildx
 write_env
+if [[ -x $HERE/fixtures.sh && -z ${COPA_TEST_SKIP_FIXTURES:-} ]]; then "$HERE/fixtures.sh"; fi
 log "up done in $((SECONDS - T0))s"

@@ -7,6 +7,8 @@ mod buildkit;
 mod cli;
 mod connector;
 mod dial;
+mod llb;
+mod patch;
 
 use std::process::ExitCode;
 

@@ -6,13 +6,15 @@
 //! decides where the daemon is (that is `dial` and the connectors), never
 //! encodes LLB ops (that is `llb`), and never prints to the user.
 
+pub mod auth;
 pub mod client;
 pub mod error;
+pub mod filesend;
 pub mod gateway;
 pub mod proto;
 pub mod session;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use client::{Capabilities, Client, DaemonInfo, Worker};

@@ -3,9 +3,10 @@
 //! copa serves it: health checks always, registry credentials and file
 //! transfers as a build needs them.
 //!
-//! This module serves only what it was given in [`SessionServices`]: it
-//! never reads credentials or files by itself, and it never keeps a session
-//! open past [`Session::close`].
+//! This module serves only what it was given in [`SessionServices`] (whose
+//! default takes registry credentials from the user's Docker config, see
+//! `auth`): it never reads credentials or files by itself, and it never keeps
+//! a session open past [`Session::close`].
 
 use std::io;
 use std::pin::Pin;
@@ -24,17 +25,15 @@ use tokio_util::sync::PollSender;
 use tonic::metadata::MetadataValue;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Streaming};
 
+use super::auth::DockerConfigAuth;
 use super::client::{Client, MAX_MESSAGE_SIZE};
 use super::error::BuildkitError;
+use super::filesend::FileSend;
 use super::proto::moby::buildkit::v1::BytesMessage;
 use super::proto::moby::filesync::v1::auth_server::{Auth, AuthServer};
-use super::proto::moby::filesync::v1::{
-    CredentialsRequest, CredentialsResponse, FetchTokenRequest, FetchTokenResponse,
-    GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
-    VerifyTokenAuthorityResponse,
-};
+use super::proto::moby::filesync::v1::file_send_server::FileSendServer;
 
 /// The session name the daemon shows in its logs and debug output.
 const SESSION_NAME: &str = "copa";
@@ -117,16 +116,27 @@ impl SessionServices {
         self.with_service(server, AUTH_METHODS)
     }
 
+    /// Receives the tarballs of `docker`/`oci` exporters through
+    /// `file_send`, announcing `FileSend/DiffCopy` (without the announcement
+    /// the daemon refuses to export to the client).
+    pub fn with_file_send(self, file_send: FileSend) -> SessionServices {
+        let server = FileSendServer::new(file_send)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        self.with_service(server, &["DiffCopy"])
+    }
+
     /// The full method paths announced to the daemon.
     pub fn methods(&self) -> &[String] {
         &self.methods
     }
 }
 
-/// Health checks and anonymous registry access.
+/// Health checks, and registry credentials from the user's Docker config
+/// (anonymous access where it has none).
 impl Default for SessionServices {
     fn default() -> SessionServices {
-        SessionServices::new().with_auth(AnonymousAuth)
+        SessionServices::new().with_auth(DockerConfigAuth::from_env())
     }
 }
 
@@ -137,48 +147,6 @@ const AUTH_METHODS: &[&str] = &[
     "GetTokenAuthority",
     "VerifyTokenAuthority",
 ];
-
-/// Registry access without credentials: `Credentials` answers with an empty
-/// username and secret, and the token methods are unimplemented, which makes
-/// the daemon fall back to `Credentials` and fetch tokens itself.
-///
-/// Real credentials (Docker's `config.json` and its helpers) are a separate
-/// [`Auth`] implementation, to be passed to [`SessionServices::with_auth`];
-/// until it exists, copa pulls and pushes anonymously.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AnonymousAuth;
-
-#[tonic::async_trait]
-impl Auth for AnonymousAuth {
-    async fn credentials(
-        &self,
-        request: Request<CredentialsRequest>,
-    ) -> Result<Response<CredentialsResponse>, Status> {
-        tracing::debug!(host = %request.get_ref().host, "anonymous registry credentials");
-        Ok(Response::new(CredentialsResponse::default()))
-    }
-
-    async fn fetch_token(
-        &self,
-        _: Request<FetchTokenRequest>,
-    ) -> Result<Response<FetchTokenResponse>, Status> {
-        Err(Status::unimplemented("copa fetches no registry tokens"))
-    }
-
-    async fn get_token_authority(
-        &self,
-        _: Request<GetTokenAuthorityRequest>,
-    ) -> Result<Response<GetTokenAuthorityResponse>, Status> {
-        Err(Status::unimplemented("copa has no token authority"))
-    }
-
-    async fn verify_token_authority(
-        &self,
-        _: Request<VerifyTokenAuthorityRequest>,
-    ) -> Result<Response<VerifyTokenAuthorityResponse>, Status> {
-        Err(Status::unimplemented("copa has no token authority"))
-    }
-}
 
 /// A running session: the `Control.Session` call and the server inside it.
 /// Dropping it tears the session down at once; [`Session::close`] ends it in

@@ -207,6 +207,27 @@ fn session_request_announces_each_method_as_its_own_entry() {
 }
 
 #[test]
+fn file_send_is_announced_as_its_diffcopy_method() {
+    let services = SessionServices::new().with_file_send(filesend::FileSend::new());
+
+    let request = session_request((), "sess1", services.methods()).unwrap();
+
+    let methods: Vec<_> = request
+        .metadata()
+        .get_all("x-docker-expose-session-grpc-method")
+        .iter()
+        .map(|value| value.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "/grpc.health.v1.Health/Check",
+            "/moby.filesync.v1.FileSend/DiffCopy",
+        ]
+    );
+}
+
+#[test]
 fn ids_are_25_base36_characters_and_differ() {
     let a = random_id();
     let b = random_id();
@@ -261,7 +282,7 @@ fn daemon_errors_print_their_message_without_the_unknown_code() {
 // ---- live daemons -------------------------------------------------------
 
 /// The unix socket path of the test daemon named by `var`.
-fn daemon_socket(var: &str) -> String {
+pub(crate) fn daemon_socket(var: &str) -> String {
     let address = std::env::var(var).ok().or_else(|| {
         let env = std::fs::read_to_string(TEST_ENV_FILE).ok()?;
         env.lines().find_map(|line| {
@@ -282,7 +303,7 @@ fn daemon_socket(var: &str) -> String {
     }
 }
 
-async fn connect(var: &str) -> Client {
+pub(crate) async fn connect(var: &str) -> Client {
     let path = daemon_socket(var);
     let dial_path = path.clone();
     let dial = move || {
@@ -521,6 +542,330 @@ async fn progress_names_the_resolve_step(var: &str) {
     );
 }
 
+/// Like [`unauthorized_registry`], and records every request it gets (head
+/// and body), to see what credentials the daemon sends.
+async fn recording_registry() -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reply = format!(
+        "HTTP/1.1 401 Unauthorized\r\n\
+         WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"copa-test\"\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&requests);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (reply, recorded) = (reply.clone(), Arc::clone(&recorded));
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut chunk = [0; 4096];
+                while let Ok(n) = conn.read(&mut chunk).await {
+                    request.extend_from_slice(&chunk[..n]);
+                    if n == 0 || request_complete(&request) {
+                        break;
+                    }
+                }
+                recorded
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&request).into_owned());
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (format!("localhost:{port}"), requests)
+}
+
+/// Whether `request` holds a whole HTTP/1 request: its head, and as much
+/// body as its `Content-Length` says.
+fn request_complete(request: &[u8]) -> bool {
+    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    request.len() >= end + 4 + length
+}
+
+async fn credentials_from_a_docker_config_reach_the_registry(var: &str) {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
+    let (registry, requests) = recording_registry().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let basic = STANDARD.encode("copa-user:copa-secret");
+    let json = serde_json::json!({ "auths": { registry.clone(): { "auth": basic } } });
+    std::fs::write(&config, json.to_string()).unwrap();
+
+    let client = connect(var).await;
+    let services =
+        SessionServices::new().with_auth(super::auth::DockerConfigAuth::from_file(&config));
+    let mut build = GatewayBuild::start(&client, services);
+    build.ping().await.unwrap();
+
+    let request = frontend::ResolveImageConfigRequest {
+        image_ref: format!("{registry}/copa/private:1"),
+        platform: Some(linux_amd64()),
+        resolve_mode: "default".into(),
+        ..Default::default()
+    };
+    let resolved = build.resolve_image_config(request).await;
+    build.ret(frontend::Result::default()).await.unwrap();
+    build.finish().await.unwrap();
+
+    assert!(resolved.is_err(), "the fake registry refuses everything");
+    let requests = requests.lock().unwrap().clone();
+    let token_requests: Vec<_> = requests
+        .iter()
+        .filter(|request| request.contains("/token"))
+        .collect();
+    // The daemon tries OAuth (POST, password grant), then on the refusal a
+    // GET with basic auth: both carry the config's credentials.
+    let basic_header = format!("authorization: basic {basic}").to_ascii_lowercase();
+    let as_basic = token_requests
+        .iter()
+        .any(|request| request.to_ascii_lowercase().contains(&basic_header));
+    let as_form = token_requests.iter().any(|request| {
+        request.starts_with("POST ")
+            && request.contains("username=copa-user")
+            && request.contains("password=copa-secret")
+    });
+    assert!(as_basic, "no GET /token with basic auth: {requests:#?}");
+    assert!(
+        as_form,
+        "no POST /token with the password grant: {requests:#?}"
+    );
+}
+
+/// A definition of one image (linux/amd64): its source op, then the terminal
+/// op naming it, built with the independent op types of
+/// `bollard-buildkit-proto` (copa's own LLB builder lives elsewhere).
+pub(crate) fn image_definition(image: &str) -> pb::Definition {
+    use bollard_buildkit_proto::pb as ops;
+    use sha2::{Digest, Sha256};
+
+    let source = ops::Op {
+        op: Some(ops::op::Op::Source(ops::SourceOp {
+            identifier: format!("docker-image://{image}"),
+            ..Default::default()
+        })),
+        platform: Some(ops::Platform {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            ..Default::default()
+        }),
+        constraints: Some(ops::WorkerConstraints::default()),
+        ..Default::default()
+    };
+    let source = source.encode_to_vec();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&source)));
+    let terminal = ops::Op {
+        inputs: vec![ops::Input {
+            digest: digest.clone(),
+            index: 0,
+        }],
+        ..Default::default()
+    };
+
+    let metadata = pb::OpMetadata {
+        caps: BTreeMap::from([("source.image".to_owned(), true)]),
+        ..Default::default()
+    };
+    pb::Definition {
+        def: vec![source, terminal.encode_to_vec()],
+        metadata: BTreeMap::from([(digest, metadata)]),
+    }
+}
+
+/// The image the export tests build: Debian from the test registry, which
+/// the daemons' config mirrors `docker.io` to.
+pub(crate) const EXPORT_TEST_IMAGE: &str = "docker.io/library/debian:bookworm";
+
+/// Solves [`EXPORT_TEST_IMAGE`] in `build` and returns it with its image
+/// config, which the exporter then uses.
+pub(crate) async fn return_test_image(build: &mut GatewayBuild) {
+    build.ping().await.unwrap();
+    let resolved = build
+        .resolve_image_config(frontend::ResolveImageConfigRequest {
+            image_ref: EXPORT_TEST_IMAGE.into(),
+            platform: Some(linux_amd64()),
+            resolve_mode: "default".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let solved = build
+        .solve(frontend::SolveRequest {
+            definition: Some(image_definition(EXPORT_TEST_IMAGE)),
+            allow_result_return: true,
+            allow_result_array_ref: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let mut result = solved.result.expect("the solve returns its result");
+    result
+        .metadata
+        .insert("containerimage.config".into(), resolved.config);
+    build.ret(result).await.unwrap();
+}
+
+/// The resident set size of this process, in bytes.
+pub(crate) fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// Samples [`rss_bytes`] until dropped; [`RssPeak::peak`] is the highest.
+pub(crate) struct RssPeak {
+    peak: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssPeak {
+    pub(crate) fn start() -> RssPeak {
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_bytes()));
+        let sampled = Arc::clone(&peak);
+        let task = tokio::spawn(async move {
+            loop {
+                sampled.fetch_max(rss_bytes(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+        RssPeak { peak, task }
+    }
+
+    pub(crate) fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for RssPeak {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn a_docker_export_streams_to_a_file_without_buffering(var: &str) {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    let client = connect(var).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.tar");
+    let exporter =
+        filesend::TarballExporter::new(filesend::TarballFormat::Docker).name("copa.test/export:1");
+    let (mut build, mut tarball) =
+        GatewayBuild::start_export(&client, SessionServices::default(), &exporter);
+
+    let started = Instant::now();
+    let baseline = rss_bytes();
+    let rss = RssPeak::start();
+    let file = path.clone();
+    let writer = tokio::spawn(async move {
+        let mut file = tokio::fs::File::create(file).await?;
+        let mut written = 0u64;
+        while let Some(chunk) = tarball.next().await {
+            let chunk = chunk?;
+            written += chunk.len() as u64;
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        std::io::Result::Ok(written)
+    });
+    return_test_image(&mut build).await;
+    let response = build.finish().await.unwrap();
+    let written = writer.await.unwrap().unwrap();
+    let peak = rss.peak();
+    report(var, "docker export to a file", started);
+
+    let growth = peak.saturating_sub(baseline);
+    eprintln!(
+        "{var}: exported {written} bytes; rss {} MiB before, peak {} MiB (+{} MiB); response {:?}",
+        baseline >> 20,
+        peak >> 20,
+        growth >> 20,
+        response.exporter_response.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), written);
+    assert!(written > 10 << 20, "a Debian image is more than 10 MiB");
+    assert!(
+        growth < written / 2,
+        "the export grew the process by {growth} bytes for a {written}-byte tarball"
+    );
+
+    let mut archive = tar::Archive::new(std::fs::File::open(&path).unwrap());
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|entry| entry.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|name| name == "manifest.json"),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|name| name == "index.json"), "{names:?}");
+}
+
+async fn a_tarball_nobody_reads_fails_the_export(var: &str) {
+    let client = connect(var).await;
+    let exporter = filesend::TarballExporter::new(filesend::TarballFormat::Docker);
+    let (mut build, tarball) =
+        GatewayBuild::start_export(&client, SessionServices::default(), &exporter);
+    drop(tarball);
+
+    return_test_image(&mut build).await;
+    let err = build.finish().await.unwrap_err();
+
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    eprintln!("{var}: {chain}");
+    assert!(
+        chain.starts_with("failed to call Control.Solve: "),
+        "{chain}"
+    );
+    assert!(
+        chain.contains("copa stopped reading exporter 0's tarball"),
+        "{chain}"
+    );
+}
+
+async fn a_build_that_fails_before_exporting_ends_the_tarball_with_an_error(var: &str) {
+    use futures_util::StreamExt;
+
+    let client = connect(var).await;
+    let exporter = filesend::TarballExporter::new(filesend::TarballFormat::Oci);
+    let (mut build, mut tarball) =
+        GatewayBuild::start_export(&client, SessionServices::default(), &exporter);
+    build.ping().await.unwrap();
+
+    build
+        .ret_error(tonic::Code::Aborted, "copa test: no image")
+        .await
+        .unwrap();
+    let err = build.finish().await.unwrap_err();
+
+    assert!(format!("{:#}", anyhow::Error::from(err)).contains("copa test: no image"));
+    let end = tarball.next().await.unwrap().unwrap_err();
+    assert_eq!(
+        end.to_string(),
+        "the build ended before the daemon sent the tarball"
+    );
+}
+
 /// The same behaviours against each test daemon.
 macro_rules! live_daemon_tests {
     ($name:ident, $var:literal, $version_prefix:literal) => {
@@ -558,6 +903,27 @@ macro_rules! live_daemon_tests {
             #[tokio::test]
             async fn progress_names_the_resolve_step() {
                 super::progress_names_the_resolve_step($var).await;
+            }
+
+            #[tokio::test]
+            async fn credentials_from_a_docker_config_reach_the_registry() {
+                super::credentials_from_a_docker_config_reach_the_registry($var).await;
+            }
+
+            #[tokio::test]
+            async fn a_docker_export_streams_to_a_file_without_buffering() {
+                super::a_docker_export_streams_to_a_file_without_buffering($var).await;
+            }
+
+            #[tokio::test]
+            async fn a_build_that_fails_before_exporting_ends_the_tarball_with_an_error() {
+                super::a_build_that_fails_before_exporting_ends_the_tarball_with_an_error($var)
+                    .await;
+            }
+
+            #[tokio::test]
+            async fn a_tarball_nobody_reads_fails_the_export() {
+                super::a_tarball_nobody_reads_fails_the_export($var).await;
             }
 
             #[tokio::test]

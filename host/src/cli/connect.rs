@@ -69,24 +69,36 @@ pub async fn run(args: &ConnectArgs, connectors: Connectors) -> anyhow::Result<(
     )
 }
 
-async fn connect(
-    args: &ConnectArgs,
+/// A live connection to BuildKit.
+pub struct Opened {
+    pub resolution: Resolution,
+    pub client: Client,
+    /// The transport process's stderr, when there is one.
+    pub stderr: Option<StderrTail>,
+    pub resolve_time: Duration,
+    pub dial_time: Duration,
+}
+
+/// Resolves and dials one address. `quiet` leaves out the plain-TCP warning
+/// (for JSON output).
+pub async fn open(
+    addr: &AddrArgs,
     connectors: &Connectors,
     candidate: &str,
     explicit: bool,
-) -> anyhow::Result<Report> {
-    let mut timings = Vec::new();
+    quiet: bool,
+) -> anyhow::Result<Opened> {
     let started = Instant::now();
 
     // Plugins run synchronously (WASI's sync bindings drive their own
     // futures), so they must not run on an async worker thread as it is.
     let resolution = tokio::task::block_in_place(|| connectors.resolve(candidate))?;
-    let opts = args.addr.dial_options(&resolution.spec, explicit)?;
-    timings.push(("resolve", started.elapsed()));
+    let opts = addr.dial_options(&resolution.spec, explicit)?;
+    let resolve_time = started.elapsed();
 
     if let DialSpec::Tcp { .. } = resolution.spec
         && opts.tls.is_none()
-        && !args.json
+        && !quiet
     {
         eprintln!(
             "warning: connecting to `{candidate}` without TLS; pass --cacert, --cert and --key to encrypt and authenticate"
@@ -101,7 +113,31 @@ async fn connect(
     let client = Client::connect(redialer(resolution.spec.clone(), opts, connection.stream))
         .await
         .with_context(|| format!("failed to connect to buildkit at `{candidate}`"))?;
-    timings.push(("dial", step.elapsed()));
+
+    Ok(Opened {
+        resolution,
+        client,
+        stderr,
+        resolve_time,
+        dial_time: step.elapsed(),
+    })
+}
+
+async fn connect(
+    args: &ConnectArgs,
+    connectors: &Connectors,
+    candidate: &str,
+    explicit: bool,
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let Opened {
+        resolution,
+        client,
+        stderr,
+        resolve_time,
+        dial_time,
+    } = open(&args.addr, connectors, candidate, explicit, args.json).await?;
+    let mut timings = vec![("resolve", resolve_time), ("dial", dial_time)];
 
     let step = Instant::now();
     let info = match client.info().await {
@@ -164,7 +200,7 @@ fn redialer(
 
 /// Adds what the transport process printed on stderr to a failed call, since
 /// that usually says why (no such container, ssh refused, buildctl missing).
-fn with_stderr<T, E>(
+pub fn with_stderr<T, E>(
     result: Result<T, E>,
     stderr: &Option<StderrTail>,
     candidate: &str,
@@ -175,14 +211,19 @@ where
     result.map_err(|error| {
         let error = anyhow::Error::new(error)
             .context(format!("failed to talk to buildkit at `{candidate}`"));
-        match stderr.as_ref().map(|s| s.text()) {
-            Some(text) if !text.trim().is_empty() => {
-                let text = text.trim().replace('\n', " | ");
-                error.context(format!("the transport said: {text}"))
-            }
-            _ => error,
-        }
+        transport_said(error, stderr)
     })
+}
+
+/// Wraps an error with the transport process's stderr, when it printed any.
+pub fn transport_said(error: anyhow::Error, stderr: &Option<StderrTail>) -> anyhow::Error {
+    match stderr.as_ref().map(|s| s.text()) {
+        Some(text) if !text.trim().is_empty() => {
+            let text = text.trim().replace('\n', " | ");
+            error.context(format!("the transport said: {text}"))
+        }
+        _ => error,
+    }
 }
 
 fn print(args: &ConnectArgs, report: &Report, attempts: &[(String, String)]) -> anyhow::Result<()> {

@@ -144,7 +144,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Resolve(args) => resolve::run(args, &connectors()?),
         Command::Connect(args) => runtime()?.block_on(connect::run(args, connectors()?)),
         Command::Plugin(command) => plugin::run(command, &connectors()?),
-        Command::Patch(args) => patch::run(args),
+        Command::Patch(args) => runtime()?.block_on(patch::run(args, connectors()?)),
     }
 }
 

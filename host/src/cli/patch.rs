@@ -1,13 +1,20 @@
-//! `copa patch`: Copacetic's flags, accepted and checked. The patch itself
-//! (gateway build, dpkg, export) is not written yet: the command says so and
-//! exits non-zero rather than pretending.
+//! `copa patch`: Copacetic's command line, from flags to a patched image
+//! delivered where the user asked, with one summary line.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::time::Instant;
+
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::AddrArgs;
+use crate::buildkit::filesend::{Tarball, TarballExporter, TarballFormat};
+use crate::connector::Connectors;
+use crate::dial::DialSpec;
+use crate::llb::platform;
+use crate::patch::{build, deliver, report, vex};
 
 /// Copacetic's default `--timeout`.
 pub const DEFAULT_TIMEOUT: &str = "5m";
@@ -107,19 +114,232 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
-pub fn run(args: &PatchArgs) -> anyhow::Result<()> {
+pub async fn run(args: &PatchArgs, connectors: Connectors) -> anyhow::Result<()> {
+    let started = Instant::now();
     if args.scanner != "trivy" {
         anyhow::bail!(
             "scanner `{}` is not supported yet; only `trivy` reports are read",
             args.scanner
         );
     }
-    // FIXME(#3): the patch itself is issue #3; until then copa refuses rather
-    // than doing half a job.
-    anyhow::bail!(
-        "patching `{}` is not implemented yet: this build of copa only resolves and connects (see `copa connect`)",
-        args.image
-    )
+    if args.format != "openvex" {
+        anyhow::bail!(
+            "output format `{}` is not supported; use `openvex`",
+            args.format
+        );
+    }
+    // FIXME(#3): without -r Copacetic updates every package that has an
+    // update; copa needs a report for now.
+    let Some(report_path) = &args.report else {
+        anyhow::bail!("patching without a report (-r) is not supported yet");
+    };
+    let plan = report::read_trivy(report_path)?;
+    let target = target_reference(&args.image, args.tag.as_deref(), &args.tag_suffix)?;
+    let target_platform = match args.platform.as_slice() {
+        [] => platform::linux_amd64(),
+        [one] => platform::parse(one).with_context(|| format!("invalid --platform `{one}`"))?,
+        _ => anyhow::bail!("patching several platforms at once is not supported yet"),
+    };
+    if plan.updates.is_empty() {
+        eprintln!(
+            "no packages with a fix in `{}`; `{}` is left as it is",
+            report_path.display(),
+            args.image
+        );
+        return Ok(());
+    }
+    if let Some(dir) = &args.oci_dir
+        && dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        anyhow::bail!("--oci-dir `{}` exists and is not empty", dir.display());
+    }
+
+    let (candidates, explicit) = args.addr.candidates();
+    let mut opened = None;
+    let mut failures = Vec::new();
+    for candidate in &candidates {
+        match super::connect::open(&args.addr, &connectors, candidate, explicit, false).await {
+            Ok(o) => {
+                opened = Some(o);
+                break;
+            }
+            Err(error) if explicit => return Err(error),
+            Err(error) => failures.push(format!("{candidate}: {error:#}")),
+        }
+    }
+    let Some(opened) = opened else {
+        anyhow::bail!("no BuildKit found; tried {}", failures.join("; "));
+    };
+    let address = opened.resolution.address.raw.clone();
+
+    let (output, destination) = output_for(args, &opened.resolution.spec, &target);
+    let request = build::Request {
+        image: &args.image,
+        plan: &plan,
+        platform: target_platform,
+        ignore_errors: args.ignore_errors,
+        output,
+    };
+    let delivery = destination.clone();
+    let work = build::run(&opened.client, request, move |tarball| {
+        deliver(delivery, tarball)
+    });
+    let summary = tokio::select! {
+        result = work => result,
+        _ = tokio::time::sleep(args.timeout) => {
+            Err(anyhow::anyhow!("gave up after {} s (--timeout); nothing was tagged", args.timeout.as_secs()))
+        }
+        _ = tokio::signal::ctrl_c() => {
+            Err(anyhow::anyhow!("interrupted; the build was cancelled and nothing was tagged"))
+        }
+    };
+    let summary = summary.map_err(|e| super::connect::transport_said(e, &opened.stderr))?;
+
+    if let Some(path) = &args.output {
+        vex::write(path, &args.image, &target, &plan, &summary)?;
+    }
+
+    for not_fixed in &summary.not_fixed {
+        eprintln!(
+            "warning: `{}` was not updated to {} (--ignore-errors)",
+            not_fixed.name, not_fixed.wanted
+        );
+    }
+    println!(
+        "patched {} -> {}: {} packages updated, one new layer ({}), {} via {address}, {:.1} s",
+        args.image,
+        target,
+        summary.fixed.len(),
+        summary.strategy,
+        destination.describe(&target),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Where the patched image goes.
+#[derive(Clone)]
+enum Destination {
+    Docker { endpoint: String },
+    DockerStore,
+    Podman,
+    Registry,
+    OciLayout(PathBuf),
+}
+
+impl Destination {
+    fn describe(&self, target: &str) -> String {
+        match self {
+            Destination::Docker { endpoint } => format!("loaded into Docker at {endpoint}"),
+            Destination::DockerStore => "written into the Docker Engine's image store".into(),
+            Destination::Podman => "loaded into Podman".into(),
+            Destination::Registry => format!("pushed to {target}"),
+            Destination::OciLayout(dir) => format!("written to {}", dir.display()),
+        }
+    }
+}
+
+fn output_for(args: &PatchArgs, spec: &DialSpec, target: &str) -> (build::Output, Destination) {
+    let daemon = |exporter: &str, attrs: &[(&str, &str)]| build::Output::Daemon {
+        exporter: exporter.into(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    if args.push {
+        return (
+            daemon("image", &[("name", target), ("push", "true")]),
+            Destination::Registry,
+        );
+    }
+    if let Some(dir) = &args.oci_dir {
+        let exporter = TarballExporter::new(TarballFormat::Oci).name(target);
+        return (
+            build::Output::Tarball(exporter),
+            Destination::OciLayout(dir.clone()),
+        );
+    }
+    let podman = match args.loader.as_deref() {
+        Some(loader) => loader == "podman",
+        None => matches!(spec, DialSpec::Spawn { program, .. } if program == "podman"),
+    };
+    let tarball = build::Output::Tarball(TarballExporter::new(TarballFormat::Docker).name(target));
+    if podman {
+        return (tarball, Destination::Podman);
+    }
+    if let DialSpec::DockerGrpc { .. } = spec {
+        // The engine's own exporter writes straight into its image store.
+        return (
+            daemon("moby", &[("name", target)]),
+            Destination::DockerStore,
+        );
+    }
+    let endpoint = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+    (tarball, Destination::Docker { endpoint })
+}
+
+async fn deliver(destination: Destination, tarball: Tarball) -> anyhow::Result<()> {
+    match destination {
+        Destination::Docker { endpoint } => {
+            deliver::load_into_docker(&endpoint, tarball).await?;
+        }
+        Destination::Podman => {
+            deliver::load_into_podman(tarball).await?;
+        }
+        Destination::OciLayout(dir) => deliver::write_oci_layout(&dir, tarball).await?,
+        Destination::DockerStore | Destination::Registry => build::discard(tarball).await?,
+    }
+    Ok(())
+}
+
+/// The patched image's reference, with Copacetic's rules: `-t TAG` replaces
+/// the tag (a `-t` holding a repository is used as it is); without `-t`, the
+/// image's tag gets `-SUFFIX`.
+fn target_reference(image: &str, tag: Option<&str>, suffix: &str) -> anyhow::Result<String> {
+    let (repo, current) = split_reference(image);
+    match tag {
+        Some(tag) if tag.contains('/') || tag.contains(':') => Ok(tag.to_string()),
+        Some(tag) if valid_tag(tag) => Ok(format!("{repo}:{tag}")),
+        Some(tag) => anyhow::bail!("invalid tag `{tag}`"),
+        None => {
+            let Some(current) = current else {
+                anyhow::bail!("image `{image}` has no tag to add `-{suffix}` to; pass -t");
+            };
+            let tag = format!("{current}-{suffix}");
+            anyhow::ensure!(valid_tag(&tag), "invalid tag `{tag}` (from --tag-suffix)");
+            Ok(format!("{repo}:{tag}"))
+        }
+    }
+}
+
+/// Splits `repo[:tag][@digest]` into the repository and the tag.
+fn split_reference(image: &str) -> (&str, Option<&str>) {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last_slash = without_digest.rfind('/').map_or(0, |i| i + 1);
+    match without_digest[last_slash..].rfind(':') {
+        Some(i) => (
+            &without_digest[..last_slash + i],
+            Some(&without_digest[last_slash + i + 1..]),
+        ),
+        None => (without_digest, None),
+    }
+}
+
+/// Docker's tag rule: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 #[cfg(test)]
@@ -133,6 +353,33 @@ mod tests {
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn target_reference_follows_copacetic_naming() {
+        let t = |image, tag, suffix| target_reference(image, tag, suffix).unwrap();
+        assert_eq!(
+            t("nginx:1.21.6", Some("1.21.6-patched"), "patched"),
+            "nginx:1.21.6-patched"
+        );
+        assert_eq!(
+            t("docker.io/library/nginx:1.21.6", None, "patched"),
+            "docker.io/library/nginx:1.21.6-patched"
+        );
+        assert_eq!(
+            t("127.0.0.1:5000/a/b:1", None, "fixed"),
+            "127.0.0.1:5000/a/b:1-fixed"
+        );
+        assert_eq!(
+            t("127.0.0.1:5000/a/b:1", Some("2"), "patched"),
+            "127.0.0.1:5000/a/b:2"
+        );
+        assert_eq!(
+            t("a/b:1", Some("reg:5000/c/d:9"), "patched"),
+            "reg:5000/c/d:9"
+        );
+        assert!(target_reference("127.0.0.1:5000/a/b", None, "patched").is_err());
+        assert!(target_reference("a:1", Some("bad tag"), "patched").is_err());
     }
 
     #[test]

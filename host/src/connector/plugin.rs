@@ -208,7 +208,7 @@ impl Runtime {
         config.epoch_interruption(true);
         // A trap is reported by its cause; wasm backtraces mean nothing to
         // the user and span many lines.
-        config.wasm_backtrace(false);
+        config.wasm_backtrace_max_frames(None);
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);

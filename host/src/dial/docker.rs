@@ -297,13 +297,34 @@ fn invalid_reply(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
+/// An HTTP/1 client on a new connection to the Engine API at `endpoint`, for
+/// the engine calls copa makes besides dialing BuildKit (the image load).
+/// `request` names the call in errors.
+pub(crate) async fn engine_http1<B>(
+    endpoint: &str,
+    request: &str,
+) -> Result<SendRequest<B>, DialError>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let engine = Endpoint::parse(endpoint)?;
+    http1_client(&engine, endpoint, request).await
+}
+
 /// An HTTP/1 client on a new connection to the engine, driven in the
 /// background (with upgrades, for `/grpc`).
-async fn http1_client(
+async fn http1_client<B>(
     engine: &Endpoint,
     endpoint: &str,
     request: &str,
-) -> Result<SendRequest<Full<Bytes>>, DialError> {
+) -> Result<SendRequest<B>, DialError>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let io = engine.connect().await?;
     let (sender, connection) = http1::handshake(TokioIo::new(io))
         .await
@@ -328,7 +349,7 @@ fn request_error(endpoint: &str, request: &str) -> impl Fn(BoxError) -> DialErro
 }
 
 /// The engine's `{"message": ...}`, or the start of the body as text.
-async fn error_message(response: http::Response<Incoming>) -> String {
+pub(crate) async fn error_message(response: http::Response<Incoming>) -> String {
     match Limited::new(response.into_body(), ERROR_BODY_LIMIT)
         .collect()
         .await

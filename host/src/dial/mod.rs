@@ -8,6 +8,9 @@ mod docker;
 mod process;
 mod tls;
 
+/// The Engine API client, for the engine calls that are not dials.
+pub(crate) use docker::{engine_http1, error_message as engine_error_message};
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
