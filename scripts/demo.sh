@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job, end to end: install and start real BuildKit daemons, build
-# copa, and connect to BuildKit through several address schemes, showing the
-# version, workers, MergeOp/DiffOp support and timings of each.
+# The main job, end to end: install and start a real BuildKit (and the rest of
+# the test environment), build the vulnerable Debian image and its Trivy
+# report, build copa, patch the image through BuildKit, and show the package
+# versions and layers before and after.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,22 +14,27 @@ source scripts/env.sh
 
 cargo build --release --quiet
 copa=target/release/copa
+image=$COPA_TEST_IMAGE_HERMETIC
+report=$COPA_TEST_HERMETIC_REPORT
+patched=${image%:*}:demo-patched
+packages=(copa-hello copa-libdemo copa-tool)
 
-echo "== plugins"
-"$copa" plugin list
-
-show() {
-	echo
-	echo "== copa connect --addr $1"
-	"$copa" connect --addr "$@"
+versions() {
+	docker run --rm "$1" dpkg-query -W -f '  ${Package} ${Version}\n' "${packages[@]}"
+	echo "  layers: $(docker image inspect -f '{{len .RootFS.Layers}}' "$1")"
 }
 
-show "$COPA_TEST_UNIX_V12"
-show "$COPA_TEST_UNIX_NEW"
-show "$COPA_TEST_TCP_TLS" --cacert "$COPA_TEST_TLS_CACERT" --cert "$COPA_TEST_TLS_CERT" --key "$COPA_TEST_TLS_KEY"
-show "$COPA_TEST_DOCKER"
-show "$COPA_TEST_DOCKER_CONTAINER"
-show "$COPA_TEST_PODMAN_CONTAINER"
-show "$COPA_TEST_NERDCTL_CONTAINER"
-show "$COPA_TEST_SSH"
-DOCKER_CONFIG=$COPA_TEST_DOCKER_CONFIG show "$COPA_TEST_BUILDX"
+echo "== BuildKit"
+"$copa" connect --addr "$COPA_TEST_UNIX_NEW"
+
+echo
+echo "== $image before"
+versions "$image"
+
+echo
+echo "== copa patch -i $image -r $report -t demo-patched --addr $COPA_TEST_UNIX_NEW"
+"$copa" patch -i "$image" -r "$report" -t demo-patched --addr "$COPA_TEST_UNIX_NEW" --progress plain
+
+echo
+echo "== $patched after"
+versions "$patched"

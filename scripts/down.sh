@@ -29,6 +29,7 @@ if [[ -x $(nerdctl_bin) ]] && [[ -S /run/containerd/containerd.sock ]] &&
 	fi
 fi
 
+"$HERE/fixtures.sh" --stop || true
 stop_daemon sshd 10
 for v in "${BK_VERSIONS[@]}"; do
 	stop_daemon "buildkitd-$v" 30
