@@ -485,3 +485,76 @@ fn timeout_cancels_the_build_and_tags_nothing() {
     assert!(stderr.contains("gave up after 1 s"), "{stderr}");
     assert!(!image_exists("docker", &target));
 }
+
+#[test]
+fn without_a_report_every_package_with_an_update_is_updated() {
+    let image = env("COPA_TEST_IMAGE_HERMETIC");
+    let target = hermetic_target("t-update-all");
+    remove("docker", &target);
+    let (output, stdout, stderr) = run(copa().args([
+        "patch",
+        "-i",
+        &image,
+        "-t",
+        "t-update-all",
+        "--progress",
+        "quiet",
+        "-a",
+        &env("COPA_TEST_UNIX_NEW"),
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("2 packages updated"), "{stdout}");
+    assert_eq!(
+        installed("docker", &target, &["copa-hello", "copa-libdemo"]),
+        "copa-hello 1.0-2\ncopa-libdemo 2.1-1\n"
+    );
+    assert_eq!(
+        layers("docker", &target).len(),
+        layers("docker", &image).len() + 1
+    );
+    remove("docker", &target);
+}
+
+#[test]
+fn image_without_updates_is_left_alone_and_nothing_is_tagged() {
+    // The pushed, patched image has nothing left to update.
+    let addr = env("COPA_TEST_UNIX_NEW");
+    let image = env("COPA_TEST_IMAGE_HERMETIC");
+    let report = env("COPA_TEST_HERMETIC_REPORT");
+    let (output, _, stderr) = run(copa().args([
+        "patch",
+        "-i",
+        &image,
+        "-r",
+        &report,
+        "-t",
+        "t-uptodate-src",
+        "--push",
+        "--progress",
+        "quiet",
+        "-a",
+        &addr,
+    ]));
+    assert!(output.status.success(), "{stderr}");
+
+    let source = hermetic_target("t-uptodate-src");
+    let target = hermetic_target("t-uptodate");
+    let (output, stdout, stderr) = run(copa().args([
+        "patch",
+        "-i",
+        &source,
+        "-t",
+        "t-uptodate",
+        "--progress",
+        "quiet",
+        "-a",
+        &addr,
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains("has an update; the image is left as it is"),
+        "{stderr}"
+    );
+    assert!(!image_exists("docker", &target));
+}

@@ -142,13 +142,11 @@ impl DockerConfigAuth {
     }
 
     /// The config file consulted, if any.
-    #[allow(dead_code, reason = "the patch command reports it with --debug")]
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
     /// Why the config file exists but is not used.
-    #[allow(dead_code, reason = "the patch command warns with it")]
     pub fn load_error(&self) -> Option<&ConfigError> {
         self.load_error.as_deref()
     }

@@ -199,10 +199,6 @@ impl Capabilities {
 
     /// Whether `cap` is enabled, as an LLB or a frontend capability (their
     /// ids do not overlap).
-    #[allow(
-        dead_code,
-        reason = "the patch step checks caps with it; drop this then"
-    )]
     pub fn has(&self, cap: &str) -> bool {
         self.llb.contains(cap) || self.frontend.contains(cap)
     }

@@ -135,10 +135,6 @@ fn exporter_id<T>(request: &Request<T>) -> Result<u32, Status> {
 }
 
 /// The archive layouts the daemon can stream.
-#[allow(
-    dead_code,
-    reason = "the patch command exports through this (next); drop this then"
-)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TarballFormat {
     /// A docker-archive (`manifest.json`, `repositories`) that also holds an
@@ -175,10 +171,6 @@ pub struct TarballExporter {
     attrs: BTreeMap<String, String>,
 }
 
-#[allow(
-    dead_code,
-    reason = "the patch command exports through this (next); drop this then"
-)]
 impl TarballExporter {
     /// An exporter of `format` with `oci-mediatypes` set explicitly (see
     /// [`TarballFormat::default_oci_mediatypes`]).
@@ -298,10 +290,6 @@ impl GatewayBuild {
     /// while nobody reads. Dropping the tarball fails the export.
     ///
     /// `services` must not serve `FileSend` already.
-    #[allow(
-        dead_code,
-        reason = "the patch command exports through this (next); drop this then"
-    )]
     pub fn start_export(
         client: &Client,
         services: SessionServices,

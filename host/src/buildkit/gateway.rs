@@ -255,10 +255,6 @@ impl GatewayBuild {
 }
 
 /// The calls a patch makes; the probe needs none of them.
-#[allow(
-    dead_code,
-    reason = "the patch step (next) makes these calls; drop this then"
-)]
 impl GatewayBuild {
     /// The build id (`Control.SolveRequest` ref).
     pub fn build_ref(&self) -> &str {
@@ -266,17 +262,23 @@ impl GatewayBuild {
     }
 
     /// The daemon's progress for this build (`Control.Status`), as deltas.
-    pub async fn progress(&self) -> Result<Streaming<control::StatusResponse>, BuildkitError> {
+    /// The call holds no borrow of the build, so it can be followed in a
+    /// task of its own while the build goes on.
+    pub fn progress(
+        &self,
+    ) -> impl Future<Output = Result<Streaming<control::StatusResponse>, BuildkitError>> + Send + 'static
+    {
         let request = control::StatusRequest {
             build_ref: self.build_ref.clone(),
         };
-        let response = self
-            .client
-            .control()
-            .status(request)
-            .await
-            .map_err(|status| BuildkitError::call("Control.Status", status))?;
-        Ok(response.into_inner())
+        let mut control = self.client.control();
+        async move {
+            let response = control
+                .status(request)
+                .await
+                .map_err(|status| BuildkitError::call("Control.Status", status))?;
+            Ok(response.into_inner())
+        }
     }
 
     /// An image's config and digest (`LLBBridge.ResolveImageConfig`).

@@ -14,6 +14,7 @@ use crate::buildkit::filesend::{Tarball, TarballExporter, TarballFormat};
 use crate::connector::Connectors;
 use crate::dial::DialSpec;
 use crate::llb::platform;
+use crate::patch::progress::{self, Mode};
 use crate::patch::{build, deliver, report, vex};
 
 /// Copacetic's default `--timeout`.
@@ -82,6 +83,18 @@ pub enum Progress {
     Rawjson,
 }
 
+impl From<Progress> for Mode {
+    fn from(progress: Progress) -> Mode {
+        match progress {
+            Progress::Auto => Mode::Auto,
+            Progress::Tty => Mode::Tty,
+            Progress::Plain => Mode::Plain,
+            Progress::Quiet => Mode::Quiet,
+            Progress::Rawjson => Mode::RawJson,
+        }
+    }
+}
+
 /// Parses `90s`, `5m`, `1h`, `1h30m` or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(seconds) = text.parse::<u64>() {
@@ -128,22 +141,26 @@ pub async fn run(args: &PatchArgs, connectors: Connectors) -> anyhow::Result<()>
             args.format
         );
     }
-    // FIXME(#3): without -r Copacetic updates every package that has an
-    // update; copa needs a report for now.
-    let Some(report_path) = &args.report else {
-        anyhow::bail!("patching without a report (-r) is not supported yet");
+    // Without a report, every package that has an update is updated.
+    let plan = match &args.report {
+        Some(path) => Some(report::read_trivy(path)?),
+        None if args.output.is_some() => {
+            anyhow::bail!("-o needs a report (-r): the VEX document names its vulnerabilities")
+        }
+        None => None,
     };
-    let plan = report::read_trivy(report_path)?;
     let target = target_reference(&args.image, args.tag.as_deref(), &args.tag_suffix)?;
     let target_platform = match args.platform.as_slice() {
         [] => platform::linux_amd64(),
         [one] => platform::parse(one).with_context(|| format!("invalid --platform `{one}`"))?,
         _ => anyhow::bail!("patching several platforms at once is not supported yet"),
     };
-    if plan.updates.is_empty() {
+    if let (Some(plan), Some(path)) = (&plan, &args.report)
+        && plan.updates.is_empty()
+    {
         eprintln!(
             "no packages with a fix in `{}`; `{}` is left as it is",
-            report_path.display(),
+            path.display(),
             args.image
         );
         return Ok(());
@@ -178,13 +195,14 @@ pub async fn run(args: &PatchArgs, connectors: Connectors) -> anyhow::Result<()>
     let (output, destination) = output_for(args, &opened.resolution.spec, &target);
     let request = build::Request {
         image: &args.image,
-        plan: &plan,
+        plan: plan.as_ref(),
         platform: target_platform,
         ignore_errors: args.ignore_errors,
         output,
     };
     let delivery = destination.clone();
-    let work = build::run(&opened.client, request, move |tarball| {
+    let progress = progress::Progress::stderr(args.progress.into());
+    let work = build::run(&opened.client, request, progress, move |tarball| {
         deliver(delivery, tarball)
     });
     let summary = tokio::select! {
@@ -196,10 +214,18 @@ pub async fn run(args: &PatchArgs, connectors: Connectors) -> anyhow::Result<()>
             Err(anyhow::anyhow!("interrupted; the build was cancelled and nothing was tagged"))
         }
     };
-    let summary = summary.map_err(|e| super::connect::transport_said(e, &opened.stderr))?;
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(error) if error.is::<build::NothingToPatch>() => {
+            eprintln!("{error}");
+            return Ok(());
+        }
+        Err(error) => return Err(super::connect::transport_said(error, &opened.stderr)),
+    };
 
     if let Some(path) = &args.output {
-        vex::write(path, &args.image, &target, &plan, &summary)?;
+        let plan = plan.as_ref().expect("-o without -r is refused above");
+        vex::write(path, &args.image, &target, plan, &summary)?;
     }
 
     for not_fixed in &summary.not_fixed {

@@ -18,10 +18,6 @@
 //! itself. This module is pure: it never talks to a daemon, never reads
 //! the environment or the filesystem, and never resolves an image.
 
-// FIXME(#3): the patch command is not written yet, so outside tests nothing
-// calls the builder; drop this once `copa patch` marshals its graph here.
-#![allow(dead_code, unused_imports)]
-
 mod caps;
 mod diff;
 mod error;

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::dpkg::{self, NotFixed, Strategy};
+use super::progress::Progress;
 use super::report::UpdatePlan;
 use crate::buildkit::filesend::{Tarball, TarballExporter};
 use crate::buildkit::gateway::GatewayBuild;
@@ -31,7 +32,8 @@ pub const PATCHED_LABEL: &str = "sh.copa.image.patched";
 /// What to patch and how the result leaves BuildKit.
 pub struct Request<'a> {
     pub image: &'a str,
-    pub plan: &'a UpdatePlan,
+    /// The report's plan; `None` updates every package that has an update.
+    pub plan: Option<&'a UpdatePlan>,
     pub platform: pb::Platform,
     pub ignore_errors: bool,
     pub output: Output,
@@ -49,6 +51,11 @@ pub enum Output {
     },
 }
 
+/// The image has no package with an update: nothing was built or tagged.
+#[derive(Debug, thiserror::Error)]
+#[error("no package in `{0}` has an update; the image is left as it is")]
+pub struct NothingToPatch(pub String);
+
 /// What the build did.
 #[derive(Debug, serde::Serialize)]
 pub struct Summary {
@@ -58,11 +65,13 @@ pub struct Summary {
     pub exporter_response: BTreeMap<String, String>,
 }
 
-/// Runs the patch build. With a tarball output, `on_tarball` gets the stream
-/// as soon as the build starts and must consume it while the build runs.
+/// Runs the patch build, showing its progress as `progress` says. With a
+/// tarball output, `on_tarball` gets the stream as soon as the build starts
+/// and must consume it while the build runs.
 pub async fn run<F, Fut>(
     client: &Client,
     request: Request<'_>,
+    progress: Progress,
     on_tarball: F,
 ) -> anyhow::Result<Summary>
 where
@@ -89,7 +98,22 @@ where
         }
     };
 
-    let result = drive(&build, &request).await;
+    // The output is complete before `run` returns, whatever the outcome; a
+    // cancelled `run` completes it when the follower is dropped.
+    let follower = progress.follow(build.progress());
+    let outcome = complete(build, &request, delivery).await;
+    follower.finish().await;
+    outcome
+}
+
+/// Drives the started build to its end: the patch, then the export and the
+/// delivery, or the build ended with the error.
+async fn complete(
+    build: GatewayBuild,
+    request: &Request<'_>,
+    delivery: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) -> anyhow::Result<Summary> {
+    let result = drive(&build, request).await;
     let (summary, config) = match result {
         Ok(done) => done,
         Err(error) => {
@@ -170,23 +194,28 @@ async fn drive(build: &GatewayBuild, request: &Request<'_>) -> anyhow::Result<Do
         _ => (image, None),
     };
 
-    let graph = dpkg::update_graph(
-        &image_state,
-        &request.plan.updates,
-        strategy,
-        before.as_ref(),
-    );
+    let packages = request.plan.map(|p| p.updates.as_slice());
+    let graph = dpkg::update_graph(&image_state, packages, strategy, before.as_ref());
 
-    let manifest_ref = solve(build, &graph.manifest, &request.platform).await?;
-    let manifest = build
-        .read_file(frontend::ReadFileRequest {
-            ref_id: manifest_ref,
-            file_path: dpkg::MANIFEST_FILE.to_string(),
-            range: None,
-        })
-        .await
-        .context("failed to read the package manifest")?;
-    let outcome = dpkg::check_manifest(&String::from_utf8_lossy(&manifest), &request.plan.updates)?;
+    let after = read_manifest(build, &graph.manifest, &request.platform).await?;
+    let outcome = match request.plan {
+        Some(plan) => dpkg::check_manifest(&after, &plan.updates)?,
+        None => {
+            let original = dpkg::manifest_of(before.as_ref().unwrap_or(&image_state));
+            let original = read_manifest(build, &original, &request.platform).await?;
+            let fixed = dpkg::changed(
+                &dpkg::parse_manifest(&original)?,
+                &dpkg::parse_manifest(&after)?,
+            );
+            if fixed.is_empty() {
+                return Err(NothingToPatch(request.image.to_string()).into());
+            }
+            dpkg::Outcome {
+                fixed,
+                not_fixed: Vec::new(),
+            }
+        }
+    };
     if !outcome.not_fixed.is_empty() && !request.ignore_errors {
         let names: Vec<String> = outcome
             .not_fixed
@@ -242,6 +271,24 @@ async fn resolve_config(
         .await
         .with_context(|| format!("failed to resolve image `{image}`"))?;
     Ok(response.config)
+}
+
+/// Solves a manifest state and reads its file.
+async fn read_manifest(
+    build: &GatewayBuild,
+    state: &crate::llb::State,
+    platform: &pb::Platform,
+) -> anyhow::Result<String> {
+    let manifest_ref = solve(build, state, platform).await?;
+    let manifest = build
+        .read_file(frontend::ReadFileRequest {
+            ref_id: manifest_ref,
+            file_path: dpkg::MANIFEST_FILE.to_string(),
+            range: None,
+        })
+        .await
+        .context("failed to read the package manifest")?;
+    Ok(String::from_utf8_lossy(&manifest).into_owned())
 }
 
 async fn solve(
@@ -326,7 +373,7 @@ pub(crate) fn rfc3339_now() -> String {
 
 /// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's
 /// civil-from-days algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -9,11 +9,6 @@
 //! than let it see a cut archive end, and an OCI directory appears only once
 //! it is complete.
 
-#![allow(
-    dead_code,
-    reason = "the patch command (next) delivers through these; drop this then"
-)]
-
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;

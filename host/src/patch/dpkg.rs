@@ -50,17 +50,36 @@ impl std::fmt::Display for Strategy {
     }
 }
 
-/// Builds the graph that updates `packages` in `image`. `patched_before`, when
-/// given, is the same image's earlier patch (the user's image), whose patch
-/// layer is replaced rather than stacked (MergeDiff only).
+/// The install step of a graph: the reported packages, or (with no report)
+/// every package that has an update. The script's `"$@"` are the names.
+fn install_step(packages: Option<&[PackageUpdate]>) -> (&'static str, String, Vec<String>) {
+    match packages {
+        Some(packages) => {
+            let names: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
+            let script = "DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install \
+                 --no-install-recommends -y -- \"$@\"";
+            let name = format!("Installing {} security updates", names.len());
+            (script, name, names)
+        }
+        None => {
+            let script = "DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 upgrade \
+                 --no-install-recommends -y";
+            (script, "Upgrading all packages".to_string(), Vec::new())
+        }
+    }
+}
+
+/// Builds the graph that updates `packages` in `image` (`None`: every
+/// package with an update). `patched_before`, when given, is the same
+/// image's earlier patch (the user's image), whose patch layer is replaced
+/// rather than stacked (MergeDiff only).
 pub fn update_graph(
     image: &State,
-    packages: &[PackageUpdate],
+    packages: Option<&[PackageUpdate]>,
     strategy: Strategy,
     patched_before: Option<&State>,
 ) -> UpdateGraph {
-    let names: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
-    let install_name = format!("Installing {} security updates", names.len());
+    let (install, install_name, names) = install_step(packages);
 
     let patched = match strategy {
         Strategy::MergeDiff => {
@@ -74,9 +93,8 @@ pub fn update_graph(
             // Install and clean in one exec, so the diff is one layer. The
             // names are positional parameters of the script, never spliced
             // into its text.
-            let script = "DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install \
-                 --no-install-recommends -y -- \"$@\" && apt-get clean -y";
-            let mut args = vec!["sh", "-c", script, "copa-patch"];
+            let script = format!("{install} && apt-get clean -y");
+            let mut args = vec!["sh", "-c", &script, "copa-patch"];
             args.extend(names.iter().map(String::as_str));
             let installed = updated.run(args).custom_name(&install_name).root();
             let changes = diff(&updated, &installed).state();
@@ -100,10 +118,8 @@ pub fn update_graph(
         Strategy::SingleExec => {
             // Names go in as positional parameters of the script, never
             // spliced into its text.
-            let script = "apt-get -o Acquire::Retries=3 update && \
-                 DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install \
-                 --no-install-recommends -y -- \"$@\"";
-            let mut args = vec!["sh", "-c", script, "copa-patch"];
+            let script = format!("apt-get -o Acquire::Retries=3 update && {install}");
+            let mut args = vec!["sh", "-c", &script, "copa-patch"];
             args.extend(names.iter().map(String::as_str));
             image
                 .run(args)
@@ -115,17 +131,48 @@ pub fn update_graph(
         }
     };
 
-    let manifest_script =
+    let manifest = manifest_of(&patched);
+    UpdateGraph { patched, manifest }
+}
+
+/// A scratch state holding [`MANIFEST_FILE`] for the packages of `state`.
+pub fn manifest_of(state: &State) -> State {
+    let script =
         format!("dpkg-query -W -f '${{Package}} ${{Version}}\\n' > {MANIFEST_DIR}/{MANIFEST_FILE}");
-    let manifest = patched
-        .run(["sh", "-c", &manifest_script])
+    state
+        .run(["sh", "-c", &script])
         .mount(Mount::scratch(MANIFEST_DIR))
         .custom_name("Generating package manifest")
         .finish()
         .mount(MANIFEST_DIR)
-        .expect("the manifest exec has a scratch mount");
+        .expect("the manifest exec has a scratch mount")
+}
 
-    UpdateGraph { patched, manifest }
+/// Parses a manifest into name → version (a `:arch` suffix dropped).
+pub fn parse_manifest(
+    manifest: &str,
+) -> Result<std::collections::BTreeMap<String, String>, ManifestError> {
+    let mut installed = std::collections::BTreeMap::new();
+    for line in manifest.lines().filter(|l| !l.trim().is_empty()) {
+        let (name, version) = line
+            .split_once(' ')
+            .ok_or_else(|| ManifestError(line.to_string()))?;
+        let name = name.split(':').next().unwrap_or(name);
+        installed.insert(name.to_string(), version.trim().to_string());
+    }
+    Ok(installed)
+}
+
+/// The packages whose version differs between two manifests: name, new version.
+pub fn changed(
+    before: &std::collections::BTreeMap<String, String>,
+    after: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    after
+        .iter()
+        .filter(|(name, version)| before.get(*name) != Some(*version))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
 }
 
 /// A package that did not reach its fixed version.
@@ -241,7 +288,7 @@ mod tests {
     fn package_names_reach_apt_as_separate_arguments_in_both_strategies() {
         let packages = [update("libssl3", "3.0.13"), update("tar", "1.35")];
         for strategy in [Strategy::MergeDiff, Strategy::SingleExec] {
-            let graph = update_graph(&image(), &packages, strategy, None);
+            let graph = update_graph(&image(), Some(&packages), strategy, None);
             let def = graph.patched.marshal_for(&platform::linux_amd64()).unwrap();
             let has = |needle: &[u8]| {
                 def.def
