@@ -421,7 +421,8 @@ impl Run {
             .tempdir()
             .unwrap();
         let mut cmd = copa();
-        cmd.arg("patch")
+        // Progress (plain when stderr is no terminal) would add lines.
+        cmd.args(["patch", "--progress", "quiet"])
             .args(args)
             .arg("-w")
             .arg(work.path())

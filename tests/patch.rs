@@ -428,7 +428,9 @@ fn bad_inputs_get_one_clear_line_and_leave_nothing_behind() {
         let target = hermetic_target("1-patched");
         remove("docker", &target);
         let mut cmd = copa();
-        cmd.args(["patch", "-a", &addr]).args(&args);
+        // Progress (plain when stderr is no terminal) would add lines.
+        cmd.args(["patch", "--progress", "quiet", "-a", &addr])
+            .args(&args);
         let (output, stdout, stderr) = run(&mut cmd);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stdout} {stderr}");
         let errors: Vec<&str> = stderr

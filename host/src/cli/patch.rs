@@ -153,6 +153,8 @@ pub async fn run(args: &PatchArgs, connectors: Connectors) -> anyhow::Result<()>
     let target_platform = match args.platform.as_slice() {
         [] => platform::linux_amd64(),
         [one] => platform::parse(one).with_context(|| format!("invalid --platform `{one}`"))?,
+        // Known gap: Copacetic patches each platform of an index and
+        // assembles a new index; copa patches one platform per run.
         _ => anyhow::bail!("patching several platforms at once is not supported yet"),
     };
     if let (Some(plan), Some(path)) = (&plan, &args.report)

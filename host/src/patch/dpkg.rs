@@ -3,6 +3,11 @@
 //!
 //! Package names reach apt as separate argv entries, never inside a shell
 //! script; names are validated by the report module before they get here.
+//!
+//! Known gap: distroless images (no apt; packages listed in
+//! `/var/lib/dpkg/status.d`) are not handled. Copacetic installs into them
+//! from a tooling image; here such an image fails at `apt-get update`, with
+//! apt's error. It goes away when a tooling-image path is written.
 
 use debversion::Version;
 use thiserror::Error;
@@ -17,6 +22,10 @@ pub const MANIFEST_DIR: &str = "/copa-out";
 pub const MANIFEST_FILE: &str = "results.manifest";
 
 const APT_RETRIES: &str = "Acquire::Retries=3";
+/// Makes `apt-get update` fail when a source cannot be fetched (by default it
+/// only warns, and the install then silently finds nothing new). Older apt
+/// versions ignore the unknown option.
+const APT_UPDATE_STRICT: &str = "APT::Update::Error-Mode=any";
 
 /// The two results of an update graph.
 pub struct UpdateGraph {
@@ -86,7 +95,14 @@ pub fn update_graph(
             // Start from the earlier patch, if any, so its updates stay.
             let start = patched_before.unwrap_or(image);
             let updated = start
-                .run(["apt-get", "-o", APT_RETRIES, "update"])
+                .run([
+                    "apt-get",
+                    "-o",
+                    APT_RETRIES,
+                    "-o",
+                    APT_UPDATE_STRICT,
+                    "update",
+                ])
                 .ignore_cache()
                 .custom_name("Updating package database")
                 .root();
@@ -118,7 +134,8 @@ pub fn update_graph(
         Strategy::SingleExec => {
             // Names go in as positional parameters of the script, never
             // spliced into its text.
-            let script = format!("apt-get -o Acquire::Retries=3 update && {install}");
+            let script =
+                format!("apt-get -o {APT_RETRIES} -o {APT_UPDATE_STRICT} update && {install}");
             let mut args = vec!["sh", "-c", &script, "copa-patch"];
             args.extend(names.iter().map(String::as_str));
             image

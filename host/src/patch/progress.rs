@@ -55,8 +55,11 @@ pub enum Mode {
 /// How the progress is rendered once `auto` and `tty` are settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
+    /// Finished steps as lines, running steps redrawn in place.
     Tty,
+    /// One line per event, BuildKit's `plain`.
     Plain,
+    /// One JSON object per status message.
     RawJson,
 }
 
@@ -276,7 +279,8 @@ impl<W: Write> Renderer<W> {
                 for event in events {
                     self.tty.apply(event, &self.tracker.names);
                 }
-                if redraw || self.tty.dirty {
+                // Between refreshes, draw only to move finished steps up.
+                if redraw || !self.tty.done.is_empty() {
                     self.tty.draw(false)
                 } else {
                     String::new()
@@ -681,14 +685,12 @@ struct TtyView {
     finished_steps: usize,
     /// Lines of the live part currently on screen.
     drawn: usize,
-    dirty: bool,
 }
 
 impl TtyView {
     fn apply(&mut self, event: Event, names: &[String]) {
         let now = Instant::now();
         self.started.get_or_insert(now);
-        self.dirty = true;
         let index = event.index();
         let name = bracketed(&names[index - 1]);
         match event {
@@ -732,7 +734,6 @@ impl TtyView {
         let Some(started) = self.started else {
             return String::new();
         };
-        self.dirty = false;
         let mut text = String::new();
         if self.drawn > 0 {
             let _ = write!(text, "\x1b[{}A", self.drawn);

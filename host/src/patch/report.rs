@@ -13,7 +13,9 @@ use debversion::Version;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// The OS families whose packages copa can update.
+/// The OS families whose packages copa can update. Alpine (apk) and RPM
+/// distributions are refused by name until their package-manager modules
+/// exist beside `dpkg`.
 pub const SUPPORTED_FAMILIES: &[&str] = &["debian", "ubuntu"];
 
 /// What a report asks for.

@@ -330,14 +330,32 @@ fn a_vertex_run_again_is_shown_again_under_its_number() {
             Some(0),
             Some(1000),
         )]),
-        vertices(vec![again]),
+        vertices(vec![vertex(
+            INSTALL,
+            "Installing 2 security updates",
+            Some(1000),
+            Some(4000),
+        )]),
+        vertices(vec![again.clone()]),
+        vertices(vec![vertex(
+            UPDATE,
+            "Updating package database",
+            Some(6000),
+            Some(6500),
+        )]),
     ]);
     assert_eq!(
         out,
         "#1 [Updating package database]\n\
          #1 DONE 1.0s\n\
+         \n\
+         #2 [Installing 2 security updates]\n\
+         #2 DONE 3.0s\n\
+         \n\
          #1 [Updating package database]\n\
-         #1 CACHED\n"
+         #1 CACHED\n\
+         #1 [Updating package database]\n\
+         #1 DONE 0.5s\n"
     );
 }
 
@@ -433,6 +451,12 @@ fn sizes_use_decimal_units() {
     assert_eq!(human_bytes(1000), "1.00kB");
     assert_eq!(human_bytes(29_123_456), "29.12MB");
     assert_eq!(human_bytes(3_400_000_000), "3.40GB");
+}
+
+#[test]
+fn documented_defaults_hold() {
+    assert_eq!(DRAIN_TIMEOUT, Duration::from_secs(2));
+    assert_eq!(TTY_REFRESH, Duration::from_millis(100));
 }
 
 #[test]
