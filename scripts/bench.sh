@@ -36,7 +36,7 @@ tls=(--cacert "$COPA_TEST_TLS_CACERT" --cert "$COPA_TEST_TLS_CERT" --key "$COPA_
 btls=(--tlscacert "$COPA_TEST_TLS_CACERT" --tlscert "$COPA_TEST_TLS_CERT" --tlskey "$COPA_TEST_TLS_KEY")
 kube_path="$COPA_TEST_KUBECTL_DIR:$PATH"
 
-# name | address | extra copa flags | extra buildctl flags | env
+# name | address | extra copa flags | extra buildctl flags | env [| buildctl address]
 cases=(
 	"unix-v0.12.4|$COPA_TEST_UNIX_V12|||"
 	"unix-v0.34.2|$COPA_TEST_UNIX_NEW|||"
@@ -45,16 +45,16 @@ cases=(
 	"podman-container|$COPA_TEST_PODMAN_CONTAINER|||"
 	"nerdctl-container|$COPA_TEST_NERDCTL_CONTAINER|||"
 	"ssh|$COPA_TEST_SSH|||"
-	"buildx|$COPA_TEST_BUILDX|||DOCKER_CONFIG=$COPA_TEST_DOCKER_CONFIG"
+	"buildx (buildctl: the builder's container)|$COPA_TEST_BUILDX|||DOCKER_CONFIG=$COPA_TEST_DOCKER_CONFIG|docker-container://buildx_buildkit_copa-builder0"
 	"kubepod (stand-in kubectl)|kube-pod://buildkitd-0|||PATH=$kube_path"
 	"docker (engine, copa only)|$COPA_TEST_DOCKER|||"
 )
 
 printf '%-28s %12s %12s %8s\n' "address" "copa ms" "buildctl ms" "ratio"
 for case in "${cases[@]}"; do
-	IFS='|' read -r name addr cflags bflags envs <<<"$case"
+	IFS='|' read -r name addr cflags bflags envs baddr <<<"$case"
 	cargs=(connect --addr "$addr")
-	bargs=(--addr "$addr" debug workers)
+	bargs=(--addr "${baddr:-$addr}" debug workers)
 	[[ $cflags == tls ]] && cargs+=("${tls[@]}")
 	[[ $bflags == tls ]] && bargs=("${btls[@]}" "${bargs[@]}")
 	envv=()
