@@ -58,8 +58,15 @@ fn signal(target: &str, name: &str) {
     assert!(status.success(), "kill -s {name} {target} failed");
 }
 
-/// The pids whose parent is `parent`, with their command names.
-fn children_of(parent: u32) -> Vec<(u32, String)> {
+/// A process seen in /proc.
+struct Process {
+    pid: u32,
+    ppid: u32,
+    comm: String,
+    cmdline: String,
+}
+
+fn processes() -> Vec<Process> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -72,13 +79,40 @@ fn children_of(parent: u32) -> Vec<(u32, String)> {
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        let comm = stat[open + 1..close].to_string();
-        let ppid = stat[close + 1..].split_whitespace().nth(1);
-        if ppid.and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
-            found.push((pid, comm));
-        }
+        let Some(ppid) = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        found.push(Process {
+            pid,
+            ppid,
+            comm: stat[open + 1..close].to_string(),
+            cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " "),
+        });
     }
     found
+}
+
+/// The pids whose parent is `parent`, with their command names.
+fn children_of(parent: u32) -> Vec<(u32, String)> {
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == parent)
+        .map(|p| (p.pid, p.comm))
+        .collect()
+}
+
+/// The names in a directory.
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// A loopback port that nothing listens on.
@@ -161,6 +195,10 @@ impl Daemon {
             .arg(dir.path().join("root"))
             .args(["--addr", &addr])
             .args(["--oci-worker-net=host", "--containerd-worker=false"])
+            // Its own, not the default /run/buildkit/otel-grpc.sock that the
+            // host's buildkitd and every other private one would share.
+            .arg("--otel-socket-path")
+            .arg(dir.path().join("otel-grpc.sock"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -192,6 +230,16 @@ impl Daemon {
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The daemon's socket through the test sshd (`buildctl dial-stdio` on
+    /// the other side).
+    fn ssh_addr(&self) -> String {
+        format!(
+            "ssh://root@copa-ssh-test:{}{}",
+            env("COPA_TEST_SSH_PORT"),
+            self.socket.display()
+        )
     }
 
     fn log(&self) -> String {
@@ -478,11 +526,7 @@ impl Run {
         };
         // Nothing of copa's left where it may write temporary files.
         for (what, dir) in [("$TMPDIR", self.tmp.path()), ("-w", self.work.path())] {
-            let left: Vec<_> = std::fs::read_dir(dir)
-                .unwrap()
-                .flatten()
-                .map(|e| e.file_name())
-                .collect();
+            let left = entries(dir);
             assert!(
                 left.is_empty(),
                 "{what} {} holds {left:?} after copa exited; stderr: {}",
@@ -552,21 +596,42 @@ fn daemon_killed_mid_solve_is_named_and_nothing_is_loaded() {
     daemon.kill();
     let done = run.finish();
 
-    done.assert_one_line_error(&[&daemon.addr]);
     assert!(!image_exists("docker", &target), "{target} was loaded");
+    done.assert_one_line_error(&["lost the connection", &daemon.addr]);
 }
 
-/// The same through ssh://: the error names the ssh address, and adds what
-/// the transport printed when the daemon behind it went away.
+/// The daemon dies while an `--oci-dir` is being staged: no layout, and no
+/// staging folder beside it.
+#[test]
+fn daemon_killed_mid_solve_leaves_no_oci_layout_behind() {
+    let (proxy, image) = HoldingRegistry::for_hermetic_image();
+    let mut daemon = Daemon::start(&[proxy.port]);
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout").display().to_string();
+    let mut args = hermetic_args(&image, "t-fault-daemon-gone-oci", &daemon.addr);
+    args.extend(["--oci-dir".into(), layout]);
+
+    let run = Run::start(&args);
+    assert!(proxy.wait_held(), "the build never pulled a layer");
+    let during = entries(out.path());
+    daemon.kill();
+    let done = run.finish();
+
+    assert!(
+        entries(out.path()).is_empty(),
+        "left beside the --oci-dir: {:?} (during the build: {during:?})",
+        entries(out.path())
+    );
+    done.assert_one_line_error(&["lost the connection", &daemon.addr]);
+}
+
+/// The same through ssh://: the error names the ssh address (the far end,
+/// `buildctl dial-stdio`, exits quietly when its daemon goes away).
 #[test]
 fn daemon_killed_behind_an_ssh_transport_is_named() {
     let (proxy, image) = HoldingRegistry::for_hermetic_image();
     let mut daemon = Daemon::start(&[proxy.port]);
-    let addr = format!(
-        "ssh://root@copa-ssh-test:{}{}",
-        env("COPA_TEST_SSH_PORT"),
-        daemon.socket.display()
-    );
+    let addr = daemon.ssh_addr();
     let tag = "t-fault-ssh-daemon-gone";
     let target = target(&image, tag);
     remove_image("docker", &target);
@@ -576,9 +641,8 @@ fn daemon_killed_behind_an_ssh_transport_is_named() {
     daemon.kill();
     let done = run.finish();
 
-    let line = done.assert_one_line_error(&[&addr]);
-    eprintln!("daemon gone behind ssh: {line}");
     assert!(!image_exists("docker", &target), "{target} was loaded");
+    done.assert_one_line_error(&["lost the connection", &addr]);
 }
 
 /// The transport process (`ssh`, copa's own child) is killed mid-solve.
@@ -586,11 +650,7 @@ fn daemon_killed_behind_an_ssh_transport_is_named() {
 fn transport_process_killed_mid_solve_is_named() {
     let (proxy, image) = HoldingRegistry::for_hermetic_image();
     let daemon = Daemon::start(&[proxy.port]);
-    let addr = format!(
-        "ssh://root@copa-ssh-test:{}{}",
-        env("COPA_TEST_SSH_PORT"),
-        daemon.socket.display()
-    );
+    let addr = daemon.ssh_addr();
     let tag = "t-fault-transport-killed";
     let target = target(&image, tag);
     remove_image("docker", &target);
@@ -611,15 +671,47 @@ fn transport_process_killed_mid_solve_is_named() {
     signal(&ssh[0].to_string(), "KILL");
     let done = run.finish();
 
-    let line = done.assert_one_line_error(&[&addr]);
-    eprintln!("transport killed: {line}");
     assert!(!image_exists("docker", &target), "{target} was loaded");
+    done.assert_one_line_error(&["lost the connection", &addr]);
     // The daemon is still there; the build it was running was given up.
     assert!(
         proxy.wait_abandoned(Duration::from_secs(60)),
         "the daemon still pulls for a build nobody waits for: {:?}",
         proxy.counts()
     );
+}
+
+/// The far end of the transport (`buildctl dial-stdio`, run by sshd) dies
+/// mid-solve printing something (a Go runtime dump on SIGQUIT, relayed by
+/// ssh): the error names the address and carries what the transport said.
+#[test]
+fn transport_that_dies_printing_mid_solve_is_named_with_what_it_said() {
+    let (proxy, image) = HoldingRegistry::for_hermetic_image();
+    let daemon = Daemon::start(&[proxy.port]);
+    let addr = daemon.ssh_addr();
+    let tag = "t-fault-transport-said";
+    let target = target(&image, tag);
+    remove_image("docker", &target);
+
+    let run = Run::start(&hermetic_args(&image, tag, &addr));
+    assert!(proxy.wait_held(), "the build never pulled a layer");
+    // Found by our own daemon's socket path, a fresh random directory.
+    let socket = daemon.socket.display().to_string();
+    let far: Vec<u32> = processes()
+        .into_iter()
+        .filter(|p| {
+            p.comm == "buildctl" && p.cmdline.contains(&socket) && p.cmdline.contains("dial-stdio")
+        })
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(far.len(), 1, "buildctl dial-stdio for {socket}: {far:?}");
+    signal(&far[0].to_string(), "QUIT");
+    let done = run.finish();
+
+    assert!(!image_exists("docker", &target), "{target} was loaded");
+    let line = done.assert_one_line_error(&["lost the connection", &addr, "the transport said: "]);
+    let said = &line[line.find("the transport said: ").unwrap()..];
+    assert!(said.contains("goroutine "), "not Go's dump: {said}");
 }
 
 /// Ctrl-C while the daemon pulls: "interrupted", the build cancelled in the
@@ -636,23 +728,16 @@ fn ctrl_c_cancels_the_build_and_removes_the_oci_staging_folder() {
 
     let run = Run::start(&args);
     assert!(proxy.wait_held(), "the build never pulled a layer");
-    let beside = || -> Vec<String> {
-        std::fs::read_dir(out.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect()
-    };
-    let during = beside();
+    let during = entries(out.path());
     signal(&run.pid().to_string(), "INT");
     let done = run.finish();
 
-    done.assert_one_line_error(&["interrupted"]);
     assert!(
-        beside().is_empty(),
+        entries(out.path()).is_empty(),
         "left beside the --oci-dir: {:?} (during the build: {during:?})",
-        beside()
+        entries(out.path())
     );
+    done.assert_one_line_error(&["interrupted"]);
     assert_daemon_cancelled(&proxy, &daemon);
 }
 
@@ -670,8 +755,8 @@ fn ctrl_c_cancels_the_build_and_loads_nothing() {
     signal(&run.pid().to_string(), "INT");
     let done = run.finish();
 
-    done.assert_one_line_error(&["interrupted"]);
     assert!(!image_exists("docker", &target), "{target} was loaded");
+    done.assert_one_line_error(&["interrupted"]);
     assert_daemon_cancelled(&proxy, &daemon);
 }
 
@@ -682,11 +767,7 @@ fn ctrl_c_cancels_the_build_and_loads_nothing() {
 fn ctrl_c_to_the_process_group_through_ssh_says_interrupted() {
     let (proxy, image) = HoldingRegistry::for_hermetic_image();
     let daemon = Daemon::start(&[proxy.port]);
-    let addr = format!(
-        "ssh://root@copa-ssh-test:{}{}",
-        env("COPA_TEST_SSH_PORT"),
-        daemon.socket.display()
-    );
+    let addr = daemon.ssh_addr();
     let tag = "t-fault-ctrl-c-ssh";
     let target = target(&image, tag);
     remove_image("docker", &target);
@@ -696,8 +777,8 @@ fn ctrl_c_to_the_process_group_through_ssh_says_interrupted() {
     signal(&format!("-{}", run.pid()), "INT");
     let done = run.finish();
 
-    done.assert_one_line_error(&["interrupted"]);
     assert!(!image_exists("docker", &target), "{target} was loaded");
+    done.assert_one_line_error(&["interrupted"]);
     assert_daemon_cancelled(&proxy, &daemon);
 }
 
@@ -737,7 +818,6 @@ fn push_refused_by_a_read_only_registry_names_the_target() {
     args.push("--push".into());
     let done = Run::start(&args).finish();
 
-    done.assert_one_line_error(&[&target]);
     assert_eq!(
         http_status(&format!(
             "http://127.0.0.1:{}/v2/copa-test/hermetic/manifests/t-fault-ro",
@@ -746,6 +826,7 @@ fn push_refused_by_a_read_only_registry_names_the_target() {
         "404",
         "a manifest reached the read-only registry"
     );
+    done.assert_one_line_error(&[&target]);
 }
 
 /// Nothing listens where the push should go: the error names the target.
@@ -761,8 +842,8 @@ fn push_to_a_port_with_nothing_listening_names_the_target() {
     args.push("--push".into());
     let done = Run::start(&args).finish();
 
-    done.assert_one_line_error(&[&target]);
     assert!(!image_exists("docker", &target));
+    done.assert_one_line_error(&[&target]);
 }
 
 /// apt cannot reach the image's repository: Docker Engine's BuildKit runs
@@ -779,9 +860,8 @@ fn apt_that_cannot_reach_its_repository_is_named() {
 
     let done = Run::start(&hermetic_args(&image, tag, &addr)).finish();
 
-    let line = done.assert_one_line_error(&["apt-get"]);
-    eprintln!("apt failure: {line}");
     assert!(!image_exists("docker", &target), "{target} was loaded");
+    done.assert_one_line_error(&["apt-get", "exit code: 100"]);
 }
 
 /// `docker-registry` in maintenance read-only mode, on a free loopback port.

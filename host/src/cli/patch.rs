@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::AddrArgs;
+use crate::buildkit::error::BuildkitError;
 use crate::buildkit::filesend::{Tarball, TarballExporter, TarballFormat};
 use crate::connector::Connectors;
 use crate::dial::DialSpec;
@@ -22,6 +23,9 @@ pub const DEFAULT_TIMEOUT: &str = "5m";
 
 /// Copacetic's default `--tag-suffix`.
 pub const DEFAULT_TAG_SUFFIX: &str = "patched";
+
+/// How long a lost transport waits for the SIGINT that may have killed it.
+const INTERRUPT_GRACE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Args)]
 pub struct PatchArgs {
@@ -207,13 +211,26 @@ pub async fn run(args: &PatchArgs, connectors: Connectors) -> anyhow::Result<()>
     let work = build::run(&opened.client, request, progress, move |tarball| {
         deliver(delivery, tarball)
     });
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    let interrupted =
+        || anyhow::anyhow!("interrupted; the build was cancelled and nothing was tagged");
     let summary = tokio::select! {
-        result = work => result,
+        biased;
+        Ok(()) = &mut interrupt => Err(interrupted()),
+        result = work => match result {
+            // A terminal's Ctrl-C also reaches a transport process (same
+            // process group); its death can be seen before the signal.
+            Err(error) if opened.stderr.is_some() && connection_lost(&error) => {
+                match tokio::time::timeout(INTERRUPT_GRACE, &mut interrupt).await {
+                    Ok(Ok(())) => Err(interrupted()),
+                    _ => Err(error),
+                }
+            }
+            other => other,
+        },
         _ = tokio::time::sleep(args.timeout) => {
             Err(anyhow::anyhow!("gave up after {} s (--timeout); nothing was tagged", args.timeout.as_secs()))
-        }
-        _ = tokio::signal::ctrl_c() => {
-            Err(anyhow::anyhow!("interrupted; the build was cancelled and nothing was tagged"))
         }
     };
     let summary = match summary {
@@ -222,7 +239,14 @@ pub async fn run(args: &PatchArgs, connectors: Connectors) -> anyhow::Result<()>
             eprintln!("{error}");
             return Ok(());
         }
-        Err(error) => return Err(super::connect::transport_said(error, &opened.stderr)),
+        Err(error) => {
+            let error = super::connect::transport_said(error, &opened.stderr);
+            return Err(if connection_lost(&error) {
+                error.context(format!("lost the connection to BuildKit at `{address}`"))
+            } else {
+                error
+            });
+        }
     };
 
     if let Some(path) = &args.output {
@@ -246,6 +270,21 @@ pub async fn run(args: &PatchArgs, connectors: Connectors) -> anyhow::Result<()>
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Whether the connection to the daemon broke (it died, or the transport
+/// process did), as opposed to the daemon answering with an error: a status
+/// made on this side from a transport failure keeps that failure as source.
+fn connection_lost(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<BuildkitError>() {
+            Some(BuildkitError::Session { .. }) => true,
+            Some(call) => call
+                .status()
+                .is_some_and(|s| std::error::Error::source(s).is_some()),
+            None => false,
+        })
 }
 
 /// Where the patched image goes.
