@@ -330,12 +330,7 @@ mod tests {
     const STORE: &str = "/home/u/.docker/buildx";
 
     fn address(host: Option<&str>) -> Address {
-        Address {
-            raw: format!("buildx://{}", host.unwrap_or_default()),
-            scheme: "buildx".into(),
-            host: host.map(String::from),
-            ..Address::default()
-        }
+        Address::for_test("buildx", host, &[])
     }
 
     fn env() -> FakeEnv {

@@ -26,6 +26,22 @@ pub struct Address {
 }
 
 impl Address {
+    /// An address as the host would pass it, for tests: `raw` is
+    /// `scheme://host`, with the given query parameters.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn for_test(scheme: &str, host: Option<&str>, query: &[(&str, &str)]) -> Address {
+        Address {
+            raw: format!("{scheme}://{}", host.unwrap_or_default()),
+            scheme: scheme.into(),
+            host: host.map(String::from),
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Address::default()
+        }
+    }
+
     /// The host part, treating an empty one as absent.
     pub fn host(&self) -> Option<&str> {
         self.host.as_deref().filter(|h| !h.is_empty())

@@ -74,13 +74,7 @@ mod tests {
     fn address(raw: &str, host: Option<&str>, query: &[(&str, &str)]) -> Address {
         Address {
             raw: raw.into(),
-            scheme: "docker-container".into(),
-            host: host.map(String::from),
-            query: query
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Address::default()
+            ..Address::for_test("docker-container", host, query)
         }
     }
 

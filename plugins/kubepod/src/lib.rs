@@ -90,16 +90,7 @@ mod tests {
     type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
 
     fn address(scheme: &str, host: Option<&str>, query: &[(&str, &str)]) -> Address {
-        Address {
-            raw: format!("{scheme}://{}", host.unwrap_or_default()),
-            scheme: scheme.into(),
-            host: host.map(String::from),
-            query: query
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Address::default()
-        }
+        Address::for_test(scheme, host, query)
     }
 
     fn env() -> FakeEnv {

@@ -73,16 +73,7 @@ mod tests {
     type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
 
     fn address(host: Option<&str>, query: &[(&str, &str)]) -> Address {
-        Address {
-            raw: format!("nerdctl-container://{}", host.unwrap_or_default()),
-            scheme: "nerdctl-container".into(),
-            host: host.map(String::from),
-            query: query
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Address::default()
-        }
+        Address::for_test("nerdctl-container", host, query)
     }
 
     fn env() -> FakeEnv {

@@ -62,12 +62,7 @@ mod tests {
     use copa_plugin_common::run;
 
     fn address(host: Option<&str>) -> Address {
-        Address {
-            raw: format!("podman-container://{}", host.unwrap_or_default()),
-            scheme: "podman-container".into(),
-            host: host.map(String::from),
-            ..Address::default()
-        }
+        Address::for_test("podman-container", host, &[])
     }
 
     fn env() -> FakeEnv {
